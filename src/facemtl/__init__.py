@@ -1,0 +1,1 @@
+"""Multitask learning for facial attributes: data preparation, models, training and evaluation."""

@@ -1,0 +1,99 @@
+"""The Snakemake workflow itself: config checks at parse time, the full grid's DAG, and lint."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def data_overrides(shared_dir: Path) -> list[str]:
+    return [
+        "--config",
+        f"utkface={shared_dir / 'data' / 'UTKFace.tar.gz'}",
+        f"dyadic={shared_dir / 'data' / 'dyadic'}",
+        f"blazeface={shared_dir / 'models' / 'blazeface'}",
+    ]
+
+
+@pytest.fixture
+def workdir(repo_root, tmp_path) -> Path:
+    """Return a scratch copy of the workflow, so dry runs never touch the repository's .snakemake or results."""
+    for name in ("Snakefile", "workflow", "config", "envs", "profiles", "src"):
+        source = repo_root / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, tmp_path / name)
+    return tmp_path
+
+
+def run_snakemake(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *arguments],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the job count table that a dry run prints."""
+    return {match[1]: int(match[2]) for match in re.finditer(r"^(\w+)\s+(\d+)$", output, re.MULTILINE)}
+
+
+def test_full_grid_dry_run(workdir, shared_dir):
+    result = run_snakemake(workdir, "-n", "--quiet", "rules", *data_overrides(shared_dir))
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    counts = job_counts(result.stdout)
+    assert counts["train"] == 252
+    assert counts["evaluate"] == 504
+    assert counts["dyadic_faces"] == 11
+    assert counts["results_table"] == 2
+
+
+def test_cross_stitch_depends_on_baseline(workdir, shared_dir):
+    config = ["--configfile", "config/small.yaml"]
+    result = run_snakemake(workdir, "--dag", *config, *data_overrides(shared_dir))
+
+    assert result.returncode == 0, result.stderr
+    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]*)"', result.stdout, re.MULTILINE))
+    edges = re.findall(r"^\s*(\d+) -> (\d+)", result.stdout, re.MULTILINE)
+    cross_stitch = [node for node, label in labels.items() if "architecture: cross_stitch" in label]
+    assert len(cross_stitch) == 16
+    for node in cross_stitch:
+        grouping = re.search(r"grouping: (\S+)", labels[node])[1]
+        parents = [labels[source] for source, target in edges if target == node]
+        baselines = [label for label in parents if "architecture: baseline" in label]
+        assert len(baselines) == 1, labels[node]
+        assert f"grouping: {grouping}\\n" in baselines[0] or baselines[0].endswith(f"grouping: {grouping}")
+
+
+def test_missing_data_path_stops_before_scheduling(workdir, tmp_path):
+    result = run_snakemake(workdir, "-n", "--config", f"utkface={tmp_path / 'absent.tar.gz'}")
+
+    assert result.returncode != 0
+    assert f"utkface: {tmp_path / 'absent.tar.gz'}" in result.stderr
+    assert "UTKFace.tar.gz" in result.stderr
+
+
+def test_invalid_config_value_named(workdir, shared_dir):
+    result = run_snakemake(workdir, "-n", *data_overrides(shared_dir), "image_size=50")
+
+    assert result.returncode != 0
+    assert "config key image_size: 50 is less than the minimum of 94" in result.stderr
+
+
+def test_lint_clean(workdir, shared_dir):
+    result = run_snakemake(workdir, "--lint", *data_overrides(shared_dir))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr

@@ -1,0 +1,168 @@
+# Config validation, the grid of training runs, and the input functions of every rule.
+
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# The library lives in src/; a workflow run without `pip install -e .` still finds it.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from facemtl.config import ConfigError, check_data_paths, load_schema, validate_config
+from facemtl.tasks import grouping_name
+
+try:
+    validate_config(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+    check_data_paths(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+from facemtl.dyadic import read_participants, read_recordings
+
+RECORDINGS = read_recordings(Path(config["dyadic"])).set_index(["session_id", "task", "view"])
+PARTICIPANTS = read_participants(Path(config["dyadic"])).set_index("participant_id")
+DATASETS = ["utk", "dyadic"]
+
+wildcard_constraints:
+    grouping=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)+",
+    architecture="baseline|hps|cross_stitch",
+    placement="none|normal|backwards",
+    depth=r"\d+",
+    seed=r"\d+",
+    dataset="|".join(DATASETS),
+    session="[^/]+",
+    task="[^/]+",
+    view="[^/]+",
+
+
+RUN_PATH = "{grouping}/{architecture}/{placement}/{depth}/seed{seed}"
+
+
+def get_configurations():
+    """Return one dict per trained configuration (grouping, architecture, placement, depth)."""
+    configurations = []
+    for grouping in config["groupings"]:
+        name = grouping_name(grouping)
+        configurations.append(dict(grouping=name, architecture="baseline", placement="none", depth=0))
+        for architecture in ("hps", "cross_stitch"):
+            settings = config["architectures"][architecture]
+            for placement in settings["placements"]:
+                for depth in sorted(settings["depths"]):
+                    configurations.append(
+                        dict(grouping=name, architecture=architecture, placement=placement, depth=depth)
+                    )
+    return configurations
+
+
+def get_runs():
+    """Return one dict per training run: each configuration once per seed."""
+    return [dict(configuration, seed=seed) for configuration in get_configurations() for seed in config["seeds"]]
+
+
+def get_run_files(pattern, **fixed):
+    return [pattern.format(**run, **fixed) for run in get_runs()]
+
+
+def get_grouping_tasks(grouping):
+    for tasks in config["groupings"]:
+        if grouping_name(tasks) == grouping:
+            return tasks
+    raise WorkflowError(f"grouping {grouping!r} is not in the config's groupings")
+
+
+def get_train_settings(wildcards):
+    """Return the settings of one training run: only what training reads, so other edits rerun nothing."""
+    tasks = get_grouping_tasks(wildcards.grouping)
+    settings = dict(
+        grouping=wildcards.grouping,
+        architecture=wildcards.architecture,
+        placement=wildcards.placement,
+        depth=int(wildcards.depth),
+        seed=int(wildcards.seed),
+        tasks={name: config["tasks"][name] for name in tasks},
+        model=config["model"],
+        training={key: value for key, value in config["training"].items() if key not in ("threads", "mem_mb")},
+    )
+    if wildcards.architecture == "cross_stitch":
+        settings["cross_stitch"] = {
+            key: config["architectures"]["cross_stitch"][key] for key in ("init", "diagonal", "lr_multiplier")
+        }
+    return settings
+
+
+def get_baseline_checkpoint(wildcards):
+    """Return the baseline checkpoint that a cross-stitch run starts from (same grouping and seed)."""
+    if wildcards.architecture != "cross_stitch":
+        return []
+    return f"results/models/{wildcards.grouping}/baseline/none/0/seed{wildcards.seed}/model.pt"
+
+
+def get_recording(wildcards):
+    """Return the recordings.csv row of one recording as a dict, participants as a list."""
+    row = RECORDINGS.loc[(wildcards.session, wildcards.task, wildcards.view)]
+    return dict(session_id=wildcards.session, task=wildcards.task, view=wildcards.view, **row.to_dict())
+
+
+def get_recording_video(wildcards):
+    return str(Path(config["dyadic"]) / get_recording(wildcards)["video"])
+
+
+def get_recording_participants(wildcards):
+    """Return the labels of the recording's participants only, so editing another participant reruns nothing here."""
+    return {pid: PARTICIPANTS.loc[pid].to_dict() for pid in get_recording(wildcards)["participants"]}
+
+
+def get_detector_files(wildcards):
+    if config["dyadic_faces"]["detector"] != "blazeface":
+        return []
+    directory = Path(config["blazeface"])
+    return [str(directory / "blazeface.pth"), str(directory / "anchors.npy")]
+
+
+def get_detector_dir():
+    return config["blazeface"] if config["dyadic_faces"]["detector"] == "blazeface" else ""
+
+
+def get_recording_files(name):
+    return [
+        f"results/dyadic/recordings/{session}/{task}/{view}/{name}"
+        for session, task, view in RECORDINGS.index
+    ]
+
+
+def get_eval_pack(wildcards):
+    if wildcards.dataset == "utk":
+        return dict(images="results/utkface/images.npy", labels="results/utkface/labels.csv")
+    return dict(images="results/dyadic/images.npy", labels="results/dyadic/labels.csv")
+
+
+def get_eval_split(wildcards):
+    """Return the split that evaluation reads: the UTKFace test split, or every dyadic face."""
+    return "test" if wildcards.dataset == "utk" else None
+
+
+def get_eval_metrics(wildcards):
+    return get_run_files("results/eval/{dataset}/" + RUN_PATH + "/metrics.json", dataset=wildcards.dataset)
+
+
+def get_histories(wildcards):
+    return get_run_files("results/models/" + RUN_PATH + "/history.csv")
+
+
+def get_final_outputs():
+    return (
+        expand("results/tables/{dataset}_results.csv", dataset=DATASETS)
+        + expand("results/notebooks/results_{dataset}.ipynb", dataset=DATASETS)
+        + ["results/dyadic/qc.csv"]
+    )
+
+
+def get_results_notebook_parameters(wildcards, input):
+    """Return the papermill parameters of the results notebook: its inputs and where figures go."""
+    return dict(
+        results_table=input.table,
+        histories=list(input.histories),
+        dataset=wildcards.dataset,
+        figure_dir="results/figures",
+        figure_prefix=wildcards.dataset,
+    )

@@ -1,0 +1,26 @@
+# Evaluation of every trained run on the UTKFace test split and on the dyadic faces.
+
+
+rule evaluate:
+    input:
+        checkpoint="results/models/" + RUN_PATH + "/model.pt",
+        unpack(get_eval_pack),
+    output:
+        predictions="results/eval/{dataset}/" + RUN_PATH + "/predictions.csv",
+        metrics="results/eval/{dataset}/" + RUN_PATH + "/metrics.json",
+    params:
+        dataset="{dataset}",
+        split=get_eval_split,
+        batch_size=config["training"]["eval_batch_size"],
+        device=config["training"]["device"],
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/eval/{dataset}/" + RUN_PATH + ".log",
+    benchmark:
+        "results/benchmarks/eval/{dataset}/" + RUN_PATH + ".tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/evaluate.py"
