@@ -102,7 +102,8 @@ DATA_HELP = {
         "recordings.csv names (see the README's section on the dyadic data)"
     ),
     "blazeface": (
-        "Point the key at a directory with blazeface.pth and anchors.npy, the BlazeFace weights that "
+        "Point the key at a directory with blazeface.pth and anchors.npy (blazefaceback.pth and anchorsback.npy "
+        "for the back model), the BlazeFace weights that "
         "face_alignment's BlazeFaceDetector loads (Apache-2.0, from the BlazeFace-PyTorch repository)"
     ),
 }
@@ -128,9 +129,11 @@ def check_data_paths(config: dict[str, Any], keys: tuple[str, ...] = ("utkface",
                 if not (path / name).is_file()
             ]
         if key == "blazeface":
+            back = config["dyadic_faces"]["blazeface_model"] == "back"
+            names = ("blazefaceback.pth", "anchorsback.npy") if back else ("blazeface.pth", "anchors.npy")
             problems += [
                 f"blazeface: {path / name} is missing. {DATA_HELP[key]}."
-                for name in ("blazeface.pth", "anchors.npy")
+                for name in names
                 if not (path / name).is_file()
             ]
     if problems:

@@ -51,3 +51,30 @@ rule results_notebook:
         "../../envs/analysis.yaml"
     script:
         "../scripts/run_notebook.py"
+
+
+rule dataset_overview:
+    input:
+        notebook="workflow/notebooks/dataset_overview.ipynb",
+        utk_labels="results/utkface/labels.csv",
+        dyadic_labels="results/dyadic/labels.csv",
+    output:
+        notebook="results/notebooks/dataset_overview.ipynb",
+        html="results/notebooks/dataset_overview.html",
+        figures=report(
+            expand("results/figures/overview_{dataset}_labels.png", dataset=DATASETS),
+            category="Figures",
+            subcategory="Data",
+            caption="../report/overview_figures.rst",
+        ),
+        pdfs=expand("results/figures/overview_{dataset}_labels.pdf", dataset=DATASETS),
+    params:
+        parameters=get_overview_notebook_parameters,
+    log:
+        "results/logs/notebooks/dataset_overview.log",
+    benchmark:
+        "results/benchmarks/notebooks/dataset_overview.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/run_notebook.py"

@@ -116,6 +116,8 @@ def get_detector_files(wildcards):
     if config["dyadic_faces"]["detector"] != "blazeface":
         return []
     directory = Path(config["blazeface"])
+    if config["dyadic_faces"]["blazeface_model"] == "back":
+        return [str(directory / "blazefaceback.pth"), str(directory / "anchorsback.npy")]
     return [str(directory / "blazeface.pth"), str(directory / "anchors.npy")]
 
 
@@ -131,9 +133,10 @@ def get_recording_files(name):
 
 
 def get_eval_pack(wildcards):
-    if wildcards.dataset == "utk":
-        return dict(images="results/utkface/images.npy", labels="results/utkface/labels.csv")
-    return dict(images="results/dyadic/images.npy", labels="results/dyadic/labels.csv")
+    """Return the run's checkpoint and the pack that evaluation reads."""
+    pack = "results/utkface" if wildcards.dataset == "utk" else "results/dyadic"
+    model = "results/models/" + RUN_PATH.format(**wildcards) + "/model.pt"
+    return dict(checkpoint=model, images=f"{pack}/images.npy", labels=f"{pack}/labels.csv")
 
 
 def get_eval_split(wildcards):
@@ -153,7 +156,7 @@ def get_final_outputs():
     return (
         expand("results/tables/{dataset}_results.csv", dataset=DATASETS)
         + expand("results/notebooks/results_{dataset}.ipynb", dataset=DATASETS)
-        + ["results/dyadic/qc.csv"]
+        + ["results/dyadic/qc.csv", "results/notebooks/dataset_overview.ipynb"]
     )
 
 
@@ -165,4 +168,13 @@ def get_results_notebook_parameters(wildcards, input):
         dataset=wildcards.dataset,
         figure_dir="results/figures",
         figure_prefix=wildcards.dataset,
+    )
+
+
+def get_overview_notebook_parameters(wildcards, input):
+    return dict(
+        utk_labels=input.utk_labels,
+        dyadic_labels=input.dyadic_labels,
+        figure_dir="results/figures",
+        figure_prefix="overview",
     )

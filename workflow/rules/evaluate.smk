@@ -3,7 +3,6 @@
 
 rule evaluate:
     input:
-        checkpoint="results/models/" + RUN_PATH + "/model.pt",
         unpack(get_eval_pack),
     output:
         predictions="results/eval/{dataset}/" + RUN_PATH + "/predictions.csv",
