@@ -35,6 +35,7 @@ from facemtl.models import tasks_from_settings
 from facemtl.packed import read_pack
 from facemtl.predict import load_model, predict
 from facemtl.tasks import Task, grouping_name
+from facemtl.train import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def evaluate_run(
 ) -> None:
     """Predict every selected image of a pack with one checkpoint and write predictions and metrics.
 
-    ``dataset`` is ``utk`` or ``dyadic``. With ``split`` set, only rows whose
+    ``dataset`` is ``utk`` or ``dyadic`` and ``device`` is auto, cpu or cuda. With ``split`` set, only rows whose
     ``split`` column equals it are evaluated; with None, every row is. Dyadic
     runs also get participant-level metrics. An empty selection is an error,
     except for a dyadic pack without faces, which gets n = 0, NaN metrics and
@@ -69,6 +70,7 @@ def evaluate_run(
     torch.set_num_threads(threads)
     started = time.perf_counter()
 
+    device = str(resolve_device(device))
     model, settings = load_model(Path(checkpoint), device=device)
     tasks = tasks_from_settings(settings)
     pack_images, pack_labels = read_pack(images, labels)

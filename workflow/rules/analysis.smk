@@ -57,7 +57,10 @@ rule dataset_overview:
     input:
         notebook="workflow/notebooks/dataset_overview.ipynb",
         utk_labels="results/utkface/labels.csv",
+        utk_rejects="results/utkface/rejects.csv",
         dyadic_labels="results/dyadic/labels.csv",
+        dyadic_qc="results/dyadic/qc.csv",
+        montages=get_recording_files("montages"),
     output:
         notebook="results/notebooks/dataset_overview.ipynb",
         html="results/notebooks/dataset_overview.html",

@@ -174,7 +174,10 @@ def get_results_notebook_parameters(wildcards, input):
 def get_overview_notebook_parameters(wildcards, input):
     return dict(
         utk_labels=input.utk_labels,
+        utk_rejects=input.utk_rejects,
         dyadic_labels=input.dyadic_labels,
+        dyadic_qc=input.dyadic_qc,
+        montage_dirs=list(input.montages),
         figure_dir="results/figures",
         figure_prefix="overview",
     )
