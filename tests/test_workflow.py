@@ -60,36 +60,46 @@ def test_full_grid_dry_run(workdir, shared_dir):
     assert counts["results_table"] == 2
 
 
-def test_cross_stitch_depends_on_baseline(workdir, shared_dir):
-    config = ["--configfile", "config/small.yaml"]
-    result = run_snakemake(workdir, "--dag", *config, *data_overrides(shared_dir))
+def dry_run_jobs(output: str) -> list[dict[str, str]]:
+    """Parse the job blocks of a verbose dry run into dicts of rule, input and output."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        match = re.match(r"(?:local)?rule (\w+):", block)
+        if match:
+            fields = dict(re.findall(r"^\s+(input|output): (.*)$", block, re.MULTILINE))
+            jobs.append({"rule": match[1], **fields})
+    return jobs
 
-    assert result.returncode == 0, result.stderr
-    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]*)"', result.stdout, re.MULTILINE))
-    edges = re.findall(r"^\s*(\d+) -> (\d+)", result.stdout, re.MULTILINE)
-    cross_stitch = [node for node, label in labels.items() if "architecture: cross_stitch" in label]
-    assert len(cross_stitch) == 16
-    for node in cross_stitch:
-        grouping = re.search(r"grouping: (\S+)", labels[node])[1]
-        parents = [labels[source] for source, target in edges if target == node]
-        baselines = [label for label in parents if "architecture: baseline" in label]
-        assert len(baselines) == 1, labels[node]
-        assert f"grouping: {grouping}\\n" in baselines[0] or baselines[0].endswith(f"grouping: {grouping}")
+
+def test_cross_stitch_depends_on_baseline(workdir, shared_dir):
+    result = run_snakemake(workdir, "-n", "--configfile", "config/small.yaml", *data_overrides(shared_dir))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    train_jobs = [job for job in dry_run_jobs(result.stdout) if job["rule"] == "train"]
+    cross_stitch = [job for job in train_jobs if "/cross_stitch/" in job["output"]]
+    baseline_outputs = {job["output"].split(", ")[0] for job in train_jobs if "/baseline/" in job["output"]}
+    assert len(cross_stitch) == 8
+    for job in cross_stitch:
+        grouping, seed = re.search(r"results/models/([^/]+)/cross_stitch/\w+/\d+/(seed\d+)/", job["output"]).groups()
+        baseline = f"results/models/{grouping}/baseline/none/0/{seed}/model.pt"
+        assert baseline in job["input"].split(", "), job
+        assert baseline in baseline_outputs
 
 
 def test_missing_data_path_stops_before_scheduling(workdir, tmp_path):
     result = run_snakemake(workdir, "-n", "--config", f"utkface={tmp_path / 'absent.tar.gz'}")
 
     assert result.returncode != 0
-    assert f"utkface: {tmp_path / 'absent.tar.gz'}" in result.stderr
-    assert "UTKFace.tar.gz" in result.stderr
+    output = result.stdout + result.stderr
+    assert f"utkface: {tmp_path / 'absent.tar.gz'}" in output
+    assert "UTKFace.tar.gz" in output
 
 
 def test_invalid_config_value_named(workdir, shared_dir):
     result = run_snakemake(workdir, "-n", *data_overrides(shared_dir), "image_size=50")
 
     assert result.returncode != 0
-    assert "config key image_size: 50 is less than the minimum of 94" in result.stderr
+    assert "config key image_size: 50 is less than the minimum of 94" in result.stdout + result.stderr
 
 
 def test_lint_clean(workdir, shared_dir):

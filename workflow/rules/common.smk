@@ -35,9 +35,6 @@ wildcard_constraints:
     view="[^/]+",
 
 
-RUN_PATH = "{grouping}/{architecture}/{placement}/{depth}/seed{seed}"
-
-
 def get_configurations():
     """Return one dict per trained configuration (grouping, architecture, placement, depth)."""
     configurations = []
@@ -60,6 +57,7 @@ def get_runs():
 
 
 def get_run_files(pattern, **fixed):
+    """Format ``pattern`` once per training run; its fields are the run's wildcards and ``fixed``."""
     return [pattern.format(**run, **fixed) for run in get_runs()]
 
 
@@ -135,7 +133,7 @@ def get_recording_files(name):
 def get_eval_pack(wildcards):
     """Return the run's checkpoint and the pack that evaluation reads."""
     pack = "results/utkface" if wildcards.dataset == "utk" else "results/dyadic"
-    model = "results/models/" + RUN_PATH.format(**wildcards) + "/model.pt"
+    model = "results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/model.pt".format(**wildcards)
     return dict(checkpoint=model, images=f"{pack}/images.npy", labels=f"{pack}/labels.csv")
 
 
@@ -145,11 +143,14 @@ def get_eval_split(wildcards):
 
 
 def get_eval_metrics(wildcards):
-    return get_run_files("results/eval/{dataset}/" + RUN_PATH + "/metrics.json", dataset=wildcards.dataset)
+    return get_run_files(
+        "results/eval/{dataset}/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/metrics.json",
+        dataset=wildcards.dataset,
+    )
 
 
 def get_histories(wildcards):
-    return get_run_files("results/models/" + RUN_PATH + "/history.csv")
+    return get_run_files("results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/history.csv")
 
 
 def get_final_outputs():

@@ -5,8 +5,8 @@ rule evaluate:
     input:
         unpack(get_eval_pack),
     output:
-        predictions="results/eval/{dataset}/" + RUN_PATH + "/predictions.csv",
-        metrics="results/eval/{dataset}/" + RUN_PATH + "/metrics.json",
+        predictions="results/eval/{dataset}/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/predictions.csv",
+        metrics="results/eval/{dataset}/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/metrics.json",
     params:
         dataset="{dataset}",
         split=get_eval_split,
@@ -16,9 +16,9 @@ rule evaluate:
     resources:
         gpu=1,
     log:
-        "results/logs/eval/{dataset}/" + RUN_PATH + ".log",
+        "results/logs/eval/{dataset}/{grouping}/{architecture}/{placement}/{depth}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/eval/{dataset}/" + RUN_PATH + ".tsv"
+        "results/benchmarks/eval/{dataset}/{grouping}/{architecture}/{placement}/{depth}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     script:

@@ -9,9 +9,9 @@ rule train:
         labels="results/utkface/labels.csv",
         baseline=get_baseline_checkpoint,
     output:
-        checkpoint="results/models/" + RUN_PATH + "/model.pt",
-        history="results/models/" + RUN_PATH + "/history.csv",
-        metrics="results/models/" + RUN_PATH + "/train_metrics.json",
+        checkpoint="results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/model.pt",
+        history="results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/history.csv",
+        metrics="results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/train_metrics.json",
     params:
         settings=get_train_settings,
     threads: config["training"]["threads"]
@@ -19,9 +19,9 @@ rule train:
         gpu=1,
         mem_mb=config["training"]["mem_mb"],
     log:
-        "results/logs/train/" + RUN_PATH + ".log",
+        "results/logs/train/{grouping}/{architecture}/{placement}/{depth}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train/" + RUN_PATH + ".tsv"
+        "results/benchmarks/train/{grouping}/{architecture}/{placement}/{depth}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     script:
