@@ -2,8 +2,9 @@
 
 Trains the baseline, HPS (1 shared block, normal placement) and cross-stitch
 (5 units, normal placement) models of the 3-task grouping age+gender+ethnicity
-on synthetic uint8 images with the real training step (facemtl.train.train_epoch),
-and reports training images per second, validation excluded. The result
+on synthetic uint8 images with the real training step (facemtl.train.train_epoch).
+It measures each model once per CPU precision (training.cpu_precision) and
+reports training images per second, validation excluded. The result
 replaces the ``## Training throughput`` section of docs/benchmarks.md and
 leaves the file's other sections as they are.
 """
@@ -16,13 +17,21 @@ import os
 import platform
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from facemtl.models import build_model
 from facemtl.tasks import task_from_config
-from facemtl.train import LossWeighting, SplitData, resolve_device, train_epoch
+from facemtl.train import (
+    CPU_PRECISIONS,
+    LossWeighting,
+    SplitData,
+    resolve_device,
+    train_epoch,
+    use_deterministic_kernels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +48,15 @@ GRID_RUNS = 252
 # 70 % of the 23,705 UTKFace images that the preparation step keeps.
 GRID_TRAIN_IMAGES = 16_595
 GRID_EPOCHS = 20
-THESIS_IMAGES_PER_SECOND = (134, 143)
+# Training images/s of the thesis's Keras code at 200x200, batch 64, on 2 CPU cores, by table label.
+THESIS_IMAGES_PER_SECOND = {
+    "baseline": (134, 143),
+    "hps depth 1 normal": (178, 190),
+    "cross_stitch depth 5 normal": (108, 115),
+}
 
 
-def measure_throughput(
+def prepare_training(
     architecture: str,
     depth: int,
     placement: str,
@@ -51,12 +65,11 @@ def measure_throughput(
     batches: int,
     micro_batch: int,
     device: torch.device,
-    repeats: int = 3,
-) -> float:
-    """Return training images per second of one model, the best of ``repeats`` timings of ``batches`` batches.
+    precision: str = "fp32",
+) -> tuple[Callable[[], None], int]:
+    """Build one model and return a function that trains it on ``batches`` synthetic batches, and their image count.
 
-    One warm-up batch runs first. The best timing is the one least slowed by
-    other processes on the machine.
+    One warm-up batch runs before this returns.
     """
     tasks = [task_from_config(name, entry) for name, entry in TASKS.items()]
     model = build_model(architecture, tasks, depth, placement, image_size, seed=0)
@@ -77,18 +90,35 @@ def measure_throughput(
 
     def run(data: SplitData) -> None:
         generator = torch.Generator().manual_seed(0)
-        train_epoch(model, weighting, optimizer, tasks, data, scales, batch_size, micro_batch, False, generator, device)
+        train_epoch(
+            model, weighting, optimizer, tasks, data, scales, batch_size, micro_batch, False, generator, device, precision
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     run(synthetic(batch_size))
     data = synthetic(batch_size * batches)
-    best_seconds = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
+
+    def train_timed_batches() -> None:
         run(data)
-        best_seconds = min(best_seconds, time.perf_counter() - started)
-    return len(data) / best_seconds
+
+    return train_timed_batches, len(data)
+
+
+def measure_throughputs(trainings: list[tuple[Callable[[], None], int]], repeats: int) -> list[float]:
+    """Return training images per second of each prepared training, the best of ``repeats`` timings.
+
+    Each round times every training once, so a change in the load of the
+    machine slows all of them alike, and the best timing is the one least
+    slowed by other processes.
+    """
+    best_seconds = [float("inf")] * len(trainings)
+    for _ in range(repeats):
+        for index, (train, _) in enumerate(trainings):
+            started = time.perf_counter()
+            train()
+            best_seconds[index] = min(best_seconds[index], time.perf_counter() - started)
+    return [count / seconds for (_, count), seconds in zip(trainings, best_seconds)]
 
 
 def cpu_model() -> str:
@@ -121,7 +151,9 @@ def format_section(
         f"{threads} torch threads. Each model trains on the tasks age, gender and ethnicity with synthetic uint8 "
         f"images, batch {args.batch_size}, micro-batch {args.micro_batch} (0: none; CPU only), "
         f"the fastest of {args.repeats} timings of {args.batches} batches after one warm-up batch. "
-        "Validation is not included.",
+        "The rows of one image size were timed in turns. "
+        "Validation is not included. The precision column is training.cpu_precision: fp32 trains in float32, "
+        "bf16 runs the forward pass under CPU autocast to bfloat16 (on CUDA, training always uses bf16 autocast).",
     ]
     if load is not None:
         lines.append(
@@ -130,16 +162,18 @@ def format_section(
         )
     lines += [
         "",
-        "| architecture | image size | images/s | projected grid hours |",
-        "| --- | --- | --- | --- |",
+        "| architecture | image size | precision | images/s | Keras images/s | projected grid hours |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
+        keras = THESIS_IMAGES_PER_SECOND.get(result["label"]) if result["image_size"] == 200 else None
+        keras_text = f"{keras[0]}-{keras[1]}" if keras else ""
         lines.append(
-            f"| {result['label']} | {result['image_size']} | {result['images_per_second']:.1f} "
-            f"| {result['grid_hours']:.1f} |"
+            f"| {result['label']} | {result['image_size']} | {result['precision']} "
+            f"| {result['images_per_second']:.1f} | {keras_text} | {result['grid_hours']:.1f} |"
         )
 
-    low, high = THESIS_IMAGES_PER_SECOND
+    low, high = THESIS_IMAGES_PER_SECOND["baseline"]
     lines += [
         "",
         f"Projected grid hours are an estimate: all {GRID_RUNS} runs of the default grid at the row's speed, "
@@ -147,25 +181,28 @@ def format_section(
         f"{GRID_TRAIN_IMAGES:,} training images (70 % of 23,705 UTKFace images). Validation time is "
         "excluded, and 2-task groupings, which train faster, are counted at the 3-task speed.",
         "",
-        f"For comparison, the thesis's Keras code trained the 3-task baseline at 200x200, batch 64, "
-        f"at {low}-{high} images/s on 2 CPU cores.",
+        "The Keras column is the training speed of the thesis's Keras code at 200x200, batch 64, on 2 CPU cores.",
     ]
-    reference = [result for result in results if result["label"] == "baseline" and result["image_size"] == 200]
-    if reference:
-        speed = reference[0]["images_per_second"]
+    for result in results:
+        if result["label"] != "baseline" or result["image_size"] != 200:
+            continue
+        speed = result["images_per_second"]
         lines.append(
-            f"The baseline at 200x200 here trains at {speed / high:.2f}-{speed / low:.2f} times that rate "
-            f"({speed / (2 * high):.2f}-{speed / (2 * low):.2f} times the goal of twice that rate)."
+            f"The {result['precision']} baseline at 200x200 here trains at {speed / high:.2f}-{speed / low:.2f} "
+            f"times the Keras rate ({speed / (2 * high):.2f}-{speed / (2 * low):.2f} times the goal of twice "
+            "that rate)."
         )
-    sizes = list(dict.fromkeys(result["image_size"] for result in results))
-    for size in sizes:
-        rows = [result for result in results if result["image_size"] == size]
-        seconds_per_image = sum(1.0 / result["images_per_second"] for result in rows) / len(rows)
-        hours = GRID_RUNS * GRID_EPOCHS * GRID_TRAIN_IMAGES * seconds_per_image / 3600
-        lines.append(
-            f"At {size}x{size}, with the mean time per image of the three architectures, the grid takes an "
-            f"estimated {hours:.0f} hours."
-        )
+    for size in dict.fromkeys(result["image_size"] for result in results):
+        for precision in dict.fromkeys(result["precision"] for result in results):
+            rows = [row for row in results if row["image_size"] == size and row["precision"] == precision]
+            if not rows:
+                continue
+            seconds_per_image = sum(1.0 / row["images_per_second"] for row in rows) / len(rows)
+            hours = GRID_RUNS * GRID_EPOCHS * GRID_TRAIN_IMAGES * seconds_per_image / 3600
+            lines.append(
+                f"At {size}x{size} in {precision}, with the mean time per image of the three architectures, "
+                f"the grid takes an estimated {hours:.0f} hours."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -192,6 +229,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--micro-batch", type=int, default=8, help="images per micro-batch on CPU (0: whole batch at once)"
     )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=CPU_PRECISIONS,
+        default=list(CPU_PRECISIONS),
+        help="CPU training precisions to measure (training.cpu_precision); ignored on CUDA, which uses bf16",
+    )
     parser.add_argument("--threads", type=int, default=available_cores(), help="torch CPU threads")
     parser.add_argument(
         "--device",
@@ -204,15 +248,20 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     torch.set_num_threads(args.threads)
-    # Same determinism setting as train_run, so the benchmark measures the kernels that training uses.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # Same determinism settings as train_run, so the benchmark measures the kernels that training uses.
+    use_deterministic_kernels()
     device = resolve_device(args.device)
+    precisions = args.precisions if device.type == "cpu" else ["bf16"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results = []
     for image_size in args.sizes:
-        for architecture, depth, placement in CONFIGURATIONS:
-            label = architecture if architecture == "baseline" else f"{architecture} depth {depth} {placement}"
-            speed = measure_throughput(
+        runs = [
+            (architecture, depth, placement, precision)
+            for precision in precisions
+            for architecture, depth, placement in CONFIGURATIONS
+        ]
+        trainings = [
+            prepare_training(
                 architecture,
                 depth,
                 placement,
@@ -221,12 +270,23 @@ def main(argv: list[str] | None = None) -> None:
                 args.batches,
                 args.micro_batch,
                 device,
-                args.repeats,
+                precision,
             )
+            for architecture, depth, placement, precision in runs
+        ]
+        speeds = measure_throughputs(trainings, args.repeats)
+        for (architecture, depth, placement, precision), speed in zip(runs, speeds):
+            label = architecture if architecture == "baseline" else f"{architecture} depth {depth} {placement}"
             grid_hours = GRID_RUNS * GRID_EPOCHS * GRID_TRAIN_IMAGES / speed / 3600
-            log.info("%s at %dx%d: %.1f images/s", label, image_size, image_size, speed)
+            log.info("%s at %dx%d in %s: %.1f images/s", label, image_size, image_size, precision, speed)
             results.append(
-                {"label": label, "image_size": image_size, "images_per_second": speed, "grid_hours": grid_hours}
+                {
+                    "label": label,
+                    "image_size": image_size,
+                    "precision": precision,
+                    "images_per_second": speed,
+                    "grid_hours": grid_hours,
+                }
             )
 
     replace_section(args.output, format_section(results, args, device, args.threads, load))

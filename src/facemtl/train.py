@@ -54,6 +54,12 @@ ADAM_EPSILON = 1e-7
 
 LOSS_WEIGHTINGS = ("sum", "uncertainty")
 DEVICES = ("auto", "cpu", "cuda")
+# fp32 trains in float32. bf16 runs the forward pass under CPU autocast to bfloat16
+# (convolutions, matrix products and pooling in bfloat16, losses and weights in float32).
+# auto takes bf16 on CPUs with native bfloat16 (AVX512-BF16 or AMX) and fp32 elsewhere,
+# because emulated bfloat16 is slower than float32.
+CPU_PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_CPU_PRECISION = "auto"
 
 
 @dataclass
@@ -138,6 +144,38 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_cpu_precision(name: str) -> str:
+    """Return ``name`` when it is a valid ``cpu_precision`` setting (auto, fp32 or bf16); raise ValueError otherwise."""
+    if name not in CPU_PRECISIONS:
+        raise ValueError(f"invalid training cpu_precision {name!r}; allowed values: {', '.join(CPU_PRECISIONS)}")
+    return name
+
+
+def resolve_cpu_precision(name: str) -> str:
+    """Return fp32 or bf16 for a ``cpu_precision`` setting, deciding ``auto`` by this CPU's bfloat16 support."""
+    if check_cpu_precision(name) == "auto":
+        return "bf16" if _cpu_has_native_bf16() else "fp32"
+    return name
+
+
+def _cpu_has_native_bf16() -> bool:
+    # torch.cpu's feature checks are private (torch 2.14), so a torch without them counts as unsupported.
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def use_deterministic_kernels() -> None:
+    """Make torch choose deterministic kernels, so the same seed and device give the same weights.
+
+    Deterministic mode also fills every new uninitialized tensor with NaN, to
+    expose reads of uninitialized memory. That fill took up to a fifth of a
+    float32 CPU training step at 200x200 (torch 2.14 profiler), and every kernel
+    overwrites its output, so it is turned off. Results stay the same.
+    """
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def seed_for_epoch(seed: int, epoch: int) -> int:
     """Return the seed of an epoch's shuffle and flip generator, derived from the run seed and the epoch."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
@@ -172,11 +210,20 @@ def train_run(
 
     torch.set_num_threads(threads)
     device = resolve_device(training.get("device", "auto"))
+    requested_precision = training.get("cpu_precision", DEFAULT_CPU_PRECISION)
+    precision = resolve_cpu_precision(requested_precision)
+    # The checkpoint and the resume hash record the precision the run really used.
+    training["cpu_precision"] = precision
+    if device.type == "cpu" and requested_precision == "bf16" and not _cpu_has_native_bf16():
+        log.warning(
+            "training.cpu_precision is bf16 but this CPU has neither AVX512-BF16 nor AMX, so bfloat16 is emulated "
+            "and can be slower than float32; set training.cpu_precision to fp32"
+        )
     if device.type == "cuda":
         # cuBLAS needs a fixed workspace for deterministic results, and the variable only counts before CUDA starts.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    use_deterministic_kernels()
 
     image_array, label_table = read_pack(images, labels)
     image_size = int(image_array.shape[1])
@@ -489,6 +536,7 @@ def _fit(
     eval_batch_size = int(training.get("eval_batch_size", 256))
     micro_batch = int(training.get("micro_batch", 0))
     hflip = bool(training.get("augment_hflip", False))
+    precision = training.get("cpu_precision", DEFAULT_CPU_PRECISION)
     seed = int(settings["seed"])
     scales = {task.name: standardization.get(task.name, (0.0, 1.0))[1] for task in tasks}
 
@@ -497,10 +545,23 @@ def _fit(
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed_for_epoch(seed, epoch))
         train_stats = train_epoch(
-            model, weighting, optimizer, tasks, train_data, scales, batch_size, micro_batch, hflip, generator, device
+            model,
+            weighting,
+            optimizer,
+            tasks,
+            train_data,
+            scales,
+            batch_size,
+            micro_batch,
+            hflip,
+            generator,
+            device,
+            precision,
         )
         train_seconds = time.perf_counter() - started
-        validation_stats = evaluate(model, weighting, tasks, validation_data, scales, eval_batch_size, device)
+        validation_stats = evaluate(
+            model, weighting, tasks, validation_data, scales, eval_batch_size, device, precision
+        )
         seconds = time.perf_counter() - started
 
         if not math.isfinite(train_stats["loss"]) or not math.isfinite(validation_stats["loss"]):
@@ -546,14 +607,16 @@ def train_epoch(
     hflip: bool,
     generator: torch.Generator,
     device: torch.device,
+    precision: str = DEFAULT_CPU_PRECISION,
 ) -> dict[str, float]:
     """Train one epoch over ``data`` in the order that ``generator`` draws, and return its statistics.
 
     On CPU, each batch of ``batch_size`` images is split into micro-batches of
     ``micro_batch`` images (0: no split). Their scaled losses add up to the
-    batch's mean loss, so the gradient equals the whole batch's, while the
+    batch's mean loss, so the gradient equals the whole batch's up to rounding, while the
     activations stay in the CPU cache. CUDA always processes the whole batch.
-    With ``hflip``, each image is mirrored with probability 1/2.
+    With ``hflip``, each image is mirrored with probability 1/2. ``precision``
+    (see CPU_PRECISIONS) applies on CPU only, and CUDA always uses bf16 autocast.
     ``scales`` maps a regression task to the std of its targets (1 unless
     standardized), so the MAE is in the original unit. The statistics are
     ``loss`` and, per task, ``<task>_loss`` and ``<task>_<metric>``, each the
@@ -577,7 +640,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         for part in range(0, len(rows), step):
             part_targets = {name: values[part : part + step] for name, values in targets.items()}
-            with _autocast(device):
+            with _autocast(device, precision):
                 outputs = model(to_model_input(images[part : part + step]))
             losses = {task.name: task_loss(task, outputs[task.name].float(), part_targets[task.name]) for task in tasks}
             total = weighting(losses)
@@ -597,17 +660,20 @@ def evaluate(
     scales: dict[str, float],
     batch_size: int,
     device: torch.device,
+    precision: str = DEFAULT_CPU_PRECISION,
 ) -> dict[str, float]:
     """Return the loss and metrics of ``model`` on ``data`` in eval mode (same keys as train_epoch).
 
     The total ``loss`` is the weighting applied to the per-task mean losses.
+    ``precision`` is the training precision (see train_epoch), so validation
+    measures the numerics that the model trains with.
     """
     model.eval()
     count = len(data)
     sums = torch.zeros(1 + 2 * len(tasks), dtype=torch.float64, device=device)
     for start in range(0, count, batch_size):
         targets = {name: values[start : start + batch_size] for name, values in data.targets.items()}
-        with _autocast(device):
+        with _autocast(device, precision):
             outputs = model(to_model_input(data.images[start : start + batch_size]))
         losses = {task.name: task_loss(task, outputs[task.name].float(), targets[task.name]) for task in tasks}
         sums += _statistic_sums(tasks, outputs, targets, losses, torch.zeros((), device=device), scales)
@@ -618,10 +684,12 @@ def evaluate(
     return statistics
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     # NOTE: the CUDA path (bf16 autocast, data kept on the GPU) has not been run on a GPU.
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if resolve_cpu_precision(precision) == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
