@@ -1,6 +1,17 @@
-# Results tables and the papermill-executed analysis notebooks.
+# Results tables and the papermill-executed analysis notebooks. Every figure is
+# a declared output, PNG for the report and PDF for print.
 
-RESULT_FIGURES = ["beats_baseline", "placement", "depth", "delta_m", "training_curves"]
+RESULT_FIGURES = [
+    "beats_baseline",
+    "placement",
+    "depth",
+    "delta_m",
+    "training_curves",
+    "cross_stitch_weights",
+    "group_metrics",
+]
+# Only the dyadic table has participant-level columns, so only its notebook draws these.
+PARTICIPANT_FIGURES = ["participant_metrics", "participant_delta_m"]
 
 
 rule results_table:
@@ -31,22 +42,73 @@ rule results_notebook:
         notebook="workflow/notebooks/results.ipynb",
         table="results/tables/{dataset}_results.csv",
         histories=get_histories,
+        cross_stitch_checkpoints=get_cross_stitch_checkpoints,
+        metrics=get_eval_metrics,
     output:
         notebook="results/notebooks/results_{dataset}.ipynb",
-        html="results/notebooks/results_{dataset}.html",
-        figures=report(
-            expand("results/figures/{{dataset}}_{figure}.{extension}", figure=RESULT_FIGURES, extension=["png"]),
-            category="Figures",
-            subcategory="{dataset}",
-            caption="../report/results_figures.rst",
+        html=report(
+            "results/notebooks/results_{dataset}.html",
+            category="Notebooks",
+            caption="../report/results_notebook.rst",
         ),
-        pdfs=expand("results/figures/{{dataset}}_{figure}.pdf", figure=RESULT_FIGURES),
+        **get_result_figure_outputs(RESULT_FIGURES),
+    wildcard_constraints:
+        dataset="utk",
     params:
         parameters=get_results_notebook_parameters,
     log:
         "results/logs/notebooks/results_{dataset}.log",
     benchmark:
         "results/benchmarks/notebooks/results_{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/run_notebook.py"
+
+
+use rule results_notebook as results_notebook_dyadic with:
+    output:
+        notebook="results/notebooks/results_{dataset}.ipynb",
+        html=report(
+            "results/notebooks/results_{dataset}.html",
+            category="Notebooks",
+            caption="../report/results_notebook.rst",
+        ),
+        **get_result_figure_outputs(RESULT_FIGURES + PARTICIPANT_FIGURES),
+    wildcard_constraints:
+        dataset="dyadic",
+    log:
+        "results/logs/notebooks/results_{dataset}.log",
+    benchmark:
+        "results/benchmarks/notebooks/results_{dataset}.tsv"
+
+
+rule cam_notebook:
+    input:
+        notebook="workflow/notebooks/cam.ipynb",
+        table="results/tables/utk_results.csv",
+        checkpoints=get_cam_checkpoints(),
+        utk_images="results/utkface/images.npy",
+        utk_labels="results/utkface/labels.csv",
+        dyadic_images="results/dyadic/images.npy",
+        dyadic_labels="results/dyadic/labels.csv",
+    output:
+        notebook="results/notebooks/cam.ipynb",
+        html=report("results/notebooks/cam.html", category="Notebooks", caption="../report/cam_notebook.rst"),
+        utk_png=report(
+            "results/figures/cam_utk.png", category="Figures", subcategory="Class activation maps", caption="../report/cam.rst"
+        ),
+        dyadic_png=report(
+            "results/figures/cam_dyadic.png", category="Figures", subcategory="Class activation maps", caption="../report/cam.rst"
+        ),
+        utk_pdf="results/figures/cam_utk.pdf",
+        dyadic_pdf="results/figures/cam_dyadic.pdf",
+    params:
+        parameters=get_cam_notebook_parameters,
+    log:
+        "results/logs/notebooks/cam.log",
+    benchmark:
+        "results/benchmarks/notebooks/cam.tsv"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -63,7 +125,11 @@ rule dataset_overview:
         montages=get_recording_files("montages"),
     output:
         notebook="results/notebooks/dataset_overview.ipynb",
-        html="results/notebooks/dataset_overview.html",
+        html=report(
+            "results/notebooks/dataset_overview.html",
+            category="Notebooks",
+            caption="../report/overview_notebook.rst",
+        ),
         figures=report(
             expand("results/figures/overview_{dataset}_labels.png", dataset=DATASETS),
             category="Figures",

@@ -153,32 +153,104 @@ def get_histories(wildcards):
     return get_run_files("results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/history.csv")
 
 
+def get_cross_stitch_checkpoints(wildcards):
+    """Return the checkpoints of every cross-stitch run, whose learned unit weights the results notebook draws."""
+    return [
+        "results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/model.pt".format(**run)
+        for run in get_runs()
+        if run["architecture"] == "cross_stitch"
+    ]
+
+
+def get_cam_grouping():
+    """Return the name of the grouping with the most tasks (the first such in the config), whose models Grad-CAM explains."""
+    return grouping_name(max(config["groupings"], key=len))
+
+
+def get_cam_checkpoints():
+    """Return the checkpoint of every configuration of the Grad-CAM grouping, at the lowest seed.
+
+    The notebook picks the baseline, best HPS and best cross-stitch model among
+    them from the results table, so the DAG stays fixed whatever the results.
+    """
+    grouping = get_cam_grouping()
+    seed = min(config["seeds"])
+    return [
+        "results/models/{grouping}/{architecture}/{placement}/{depth}/seed{seed}/model.pt".format(**configuration, seed=seed)
+        for configuration in get_configurations()
+        if configuration["grouping"] == grouping
+    ]
+
+
 def get_final_outputs():
     return (
         expand("results/tables/{dataset}_results.csv", dataset=DATASETS)
         + expand("results/notebooks/results_{dataset}.ipynb", dataset=DATASETS)
-        + ["results/dyadic/qc.csv", "results/notebooks/dataset_overview.ipynb"]
+        + [
+            "results/dyadic/qc.csv",
+            "results/notebooks/dataset_overview.ipynb",
+            "results/notebooks/cam.ipynb",
+        ]
     )
 
 
-def get_results_notebook_parameters(wildcards, input):
+def get_result_figure_outputs(figures):
+    """Return the named PNG outputs (registered in the report, one caption each) and PDF outputs of results figures."""
+    outputs = {
+        f"{figure}_png": report(
+            f"results/figures/{{dataset}}_{figure}.png",
+            category="Figures",
+            subcategory="{dataset} results",
+            caption=f"../report/results_{figure}.rst",
+        )
+        for figure in figures
+    }
+    outputs.update({f"{figure}_pdf": f"results/figures/{{dataset}}_{figure}.pdf" for figure in figures})
+    return outputs
+
+
+# The notebook parameter functions below take only wildcards, never `input`: Snakemake
+# evaluates params that read `input` after the DAG is built and stores them as empty
+# in its metadata, so a changed setting among them would rerun nothing.
+
+
+def get_results_notebook_parameters(wildcards):
     """Return the papermill parameters of the results notebook: its inputs and where figures go."""
     return dict(
-        results_table=input.table,
-        histories=list(input.histories),
+        results_table=f"results/tables/{wildcards.dataset}_results.csv",
+        histories=get_histories(wildcards),
+        cross_stitch_checkpoints=get_cross_stitch_checkpoints(wildcards),
+        metrics=get_eval_metrics(wildcards),
         dataset=wildcards.dataset,
         figure_dir="results/figures",
         figure_prefix=wildcards.dataset,
     )
 
 
-def get_overview_notebook_parameters(wildcards, input):
+def get_cam_notebook_parameters(wildcards):
+    """Return the papermill parameters of the Grad-CAM notebook: its inputs, the analysis settings and where figures go."""
     return dict(
-        utk_labels=input.utk_labels,
-        utk_rejects=input.utk_rejects,
-        dyadic_labels=input.dyadic_labels,
-        dyadic_qc=input.dyadic_qc,
-        montage_dirs=list(input.montages),
+        results_table="results/tables/utk_results.csv",
+        checkpoints=get_cam_checkpoints(),
+        utk_images="results/utkface/images.npy",
+        utk_labels="results/utkface/labels.csv",
+        dyadic_images="results/dyadic/images.npy",
+        dyadic_labels="results/dyadic/labels.csv",
+        faces=config["analysis"]["cam_faces"],
+        seed=config["analysis"]["cam_seed"],
+        layer=config["analysis"]["cam_layer"],
+        figure_dir="results/figures",
+        figure_prefix="cam",
+    )
+
+
+def get_overview_notebook_parameters(wildcards):
+    return dict(
+        utk_labels="results/utkface/labels.csv",
+        utk_rejects="results/utkface/rejects.csv",
+        dyadic_labels="results/dyadic/labels.csv",
+        dyadic_qc="results/dyadic/qc.csv",
+        montage_dirs=get_recording_files("montages"),
         figure_dir="results/figures",
         figure_prefix="overview",
     )
