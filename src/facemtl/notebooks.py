@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ def run_notebook(notebook: str | Path, output: str | Path, html: str | Path, par
     import nbconvert
     import nbformat
     import papermill
+
+    # The kernel is a new process, so it finds this copy of facemtl only through
+    # PYTHONPATH when facemtl is not installed (e.g. in a conda env built from envs/).
+    package_root = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     log.info("executing %s into %s with %s", notebook, output, parameters)
