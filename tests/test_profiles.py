@@ -9,9 +9,6 @@ snakemake-executor-plugin-slurm turns those resources into sbatch options.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,36 +17,10 @@ import yaml
 from snakemake.cli import get_argument_parser
 from snakemake.iocontainers import ResourceList
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from conftest import run_snakemake
+
 PROFILES = ["default", "slurm"]
 GPU_RULES = {"train", "evaluate"}
-
-
-@pytest.fixture
-def workdir(repo_root, tmp_path) -> Path:
-    """Return a scratch copy of the workflow, so dry runs never touch the repository's .snakemake or results."""
-    for name in ("Snakefile", "workflow", "config", "envs", "profiles", "src"):
-        source = repo_root / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, tmp_path / name)
-    return tmp_path
-
-
-def data_overrides(shared_dir: Path) -> list[str]:
-    return [
-        "--config",
-        f"utkface={shared_dir / 'data' / 'UTKFace.tar.gz'}",
-        f"dyadic={shared_dir / 'data' / 'dyadic'}",
-        f"blazeface={shared_dir / 'models' / 'blazeface'}",
-    ]
-
-
-def run_snakemake(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, *arguments], cwd=workdir, capture_output=True, text=True, timeout=300
-    )
 
 
 def read_profile(repo_root: Path, name: str) -> dict:
@@ -113,14 +84,14 @@ def test_slurm_plugin_cpu_stage_requests_no_gpu(repo_root):
     assert set_gres_string(SimpleNamespace(resources=ResourceList(fromdict=profile["default-resources"]))) == ""
 
 
-def test_default_profile_loaded_automatically(workdir, shared_dir):
-    result = run_snakemake(workdir, "-n", "--quiet", "rules", "--configfile", "config/small.yaml", *data_overrides(shared_dir))
+def test_default_profile_loaded_automatically(workdir, data_overrides):
+    result = run_snakemake(workdir, "-n", "--quiet", "rules", "--configfile", "config/small.yaml", *data_overrides)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "workflow specific profile profiles/default" in result.stderr
 
 
-def test_slurm_profile_dry_run_resources(workdir, shared_dir):
+def test_slurm_profile_dry_run_resources(workdir, data_overrides):
     result = run_snakemake(
         workdir,
         "-n",
@@ -128,7 +99,7 @@ def test_slurm_profile_dry_run_resources(workdir, shared_dir):
         "profiles/slurm",
         "--configfile",
         "config/small.yaml",
-        *data_overrides(shared_dir),
+        *data_overrides,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -148,8 +119,8 @@ def test_slurm_profile_dry_run_resources(workdir, shared_dir):
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_lint_clean_with_profile(workdir, shared_dir, name):
-    result = run_snakemake(workdir, "--lint", "--workflow-profile", f"profiles/{name}", *data_overrides(shared_dir))
+def test_lint_clean_with_profile(workdir, data_overrides, name):
+    result = run_snakemake(workdir, "--lint", "--workflow-profile", f"profiles/{name}", *data_overrides)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import copy_workflow
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles", "src")
 RECORDING = {"session_id": "S02", "task": "animals", "view": "FC1", "participants": "P03"}
 TINY_CONFIG = {
     "image_size": 94,
@@ -60,7 +61,7 @@ def dry_run_counts(workdir: Path, data: list[str]) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(repo_root, utkface_archive, dyadic_dir, blazeface_dir, tmp_path_factory) -> tuple[Path, list[str]]:
+def tiny_run(utkface_archive, dyadic_dir, blazeface_dir, tmp_path_factory) -> tuple[Path, list[str]]:
     """Run the workflow once on tiny settings and return its directory and the data overrides."""
     root = tmp_path_factory.mktemp("tiny_run")
     dyadic = root / "dyadic"
@@ -73,14 +74,7 @@ def tiny_run(repo_root, utkface_archive, dyadic_dir, blazeface_dir, tmp_path_fac
         writer.writeheader()
         writer.writerow({**RECORDING, "video": str(video)})
 
-    workdir = root / "workflow"
-    workdir.mkdir()
-    for name in WORKFLOW_FILES:
-        source = repo_root / name
-        if source.is_dir():
-            shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, workdir / name)
+    workdir = copy_workflow(root / "workflow")
     write_config(workdir)
     data = [f"utkface={utkface_archive}", f"dyadic={dyadic}", f"blazeface={blazeface_dir}"]
 

@@ -3,45 +3,8 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def data_overrides(shared_dir: Path) -> list[str]:
-    return [
-        "--config",
-        f"utkface={shared_dir / 'data' / 'UTKFace.tar.gz'}",
-        f"dyadic={shared_dir / 'data' / 'dyadic'}",
-        f"blazeface={shared_dir / 'models' / 'blazeface'}",
-    ]
-
-
-@pytest.fixture
-def workdir(repo_root, tmp_path) -> Path:
-    """Return a scratch copy of the workflow, so dry runs never touch the repository's .snakemake or results."""
-    for name in ("Snakefile", "workflow", "config", "envs", "profiles", "src"):
-        source = repo_root / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, tmp_path / name)
-    return tmp_path
-
-
-def run_snakemake(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), *arguments],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from conftest import run_snakemake
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -49,8 +12,8 @@ def job_counts(output: str) -> dict[str, int]:
     return {match[1]: int(match[2]) for match in re.finditer(r"^(\w+)\s+(\d+)$", output, re.MULTILINE)}
 
 
-def test_full_grid_dry_run(workdir, shared_dir):
-    result = run_snakemake(workdir, "-n", "--quiet", "rules", *data_overrides(shared_dir))
+def test_full_grid_dry_run(workdir, data_overrides):
+    result = run_snakemake(workdir, "-n", "--quiet", "rules", *data_overrides)
 
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
@@ -71,8 +34,8 @@ def dry_run_jobs(output: str) -> list[dict[str, str]]:
     return jobs
 
 
-def test_cross_stitch_depends_on_baseline(workdir, shared_dir):
-    result = run_snakemake(workdir, "-n", "--configfile", "config/small.yaml", *data_overrides(shared_dir))
+def test_cross_stitch_depends_on_baseline(workdir, data_overrides):
+    result = run_snakemake(workdir, "-n", "--configfile", "config/small.yaml", *data_overrides)
 
     assert result.returncode == 0, result.stdout + result.stderr
     train_jobs = [job for job in dry_run_jobs(result.stdout) if job["rule"] == "train"]
@@ -95,15 +58,15 @@ def test_missing_data_path_stops_before_scheduling(workdir, tmp_path):
     assert "UTKFace.tar.gz" in output
 
 
-def test_invalid_config_value_named(workdir, shared_dir):
-    result = run_snakemake(workdir, "-n", *data_overrides(shared_dir), "image_size=50")
+def test_invalid_config_value_named(workdir, data_overrides):
+    result = run_snakemake(workdir, "-n", *data_overrides, "image_size=50")
 
     assert result.returncode != 0
     assert "config key image_size: 50 is less than the minimum of 94" in result.stdout + result.stderr
 
 
-def test_lint_clean(workdir, shared_dir):
-    result = run_snakemake(workdir, "--lint", *data_overrides(shared_dir))
+def test_lint_clean(workdir, data_overrides):
+    result = run_snakemake(workdir, "--lint", *data_overrides)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
