@@ -174,6 +174,25 @@ def test_truncated_file_raises(tmp_path):
     assert str(truncated) in str(error.value)
 
 
+def test_file_cut_inside_video_data_raises(tmp_path):
+    # With the index at the front (faststart), ffmpeg opens the cut file, decodes
+    # the first half and exits with status 0, so only the duration shows the loss.
+    whole = tmp_path / "whole.mp4"
+    run_ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=12",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole),
+    )
+    truncated = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+
+    with pytest.raises(VideoReadError, match="probably truncated") as error:
+        list(iter_frames(truncated, fps=2))
+
+    assert str(truncated) in str(error.value)
+    assert "of the 12.0 s that the container declares" in str(error.value)
+
+
 def test_unreadable_file_raises(tmp_path):
     video = tmp_path / "noise.mp4"
     video.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())

@@ -534,7 +534,9 @@ def process_recording(
             handle_batch(batch)
     except VideoReadError as error:
         if settings["on_unreadable"] != "skip":
-            raise
+            raise VideoReadError(
+                f"{error}\nTo record unreadable videos in qc.csv and go on, set dyadic_faces.on_unreadable to skip."
+            ) from None
         log.warning("skipping %s: %s", video, error)
         qc.update(status="skipped", error=str(error).splitlines()[0], seconds=round(time.perf_counter() - started, 3))
         if montage_dir is not None:

@@ -218,7 +218,13 @@ def pack_faces(source: Path, split: pd.DataFrame, image_size: int, images_path: 
 
     def decode_into(item: tuple[str, bytes]) -> None:
         name, data = item
-        images[position[name]] = decode_face(data, name, image_size)
+        try:
+            images[position[name]] = decode_face(data, name, image_size)
+        except ValueError:
+            raise ValueError(
+                f"UTKFace image {name} in {source} could not be decoded; replace or delete that file "
+                "(or download the archive again), then rerun"
+            ) from None
         filled[position[name]] = True
 
     # OpenCV releases the GIL while decoding, so threads scale decoding while this thread reads the archive.

@@ -49,6 +49,11 @@ TIMESTAMP_WAIT_SECONDS = 10.0
 # Decoded frames buffered ahead of the consumer: 8 frames of 1920x1080 RGB are about 50 MB.
 QUEUED_FRAMES = 8
 
+DURATION_PATTERN = re.compile(r"^\s*Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+# A video whose decoded frames stop this far short of the container's duration is
+# reported as truncated. The slack allows an audio track that outlasts the video.
+TRUNCATION_SLACK_SECONDS = 2.0
+TRUNCATION_SLACK_FRACTION = 0.2
 SHOWINFO_PATTERN = re.compile(r"Parsed_showinfo.*?\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[0-9.eE+-]+)")
 
 
@@ -109,6 +114,7 @@ class _StderrReader(threading.Thread):
         super().__init__(daemon=True)
         self.stream = stream
         self.timestamps: dict[int, float] = {}
+        self.duration: float | None = None
         self.tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self.condition = threading.Condition()
         self.finished = False
@@ -118,7 +124,11 @@ class _StderrReader(threading.Thread):
             for raw in self.stream:
                 line = raw.decode("utf-8", errors="replace").rstrip()
                 match = SHOWINFO_PATTERN.search(line)
+                duration = DURATION_PATTERN.match(line)
                 with self.condition:
+                    if duration and self.duration is None:
+                        hours, minutes, seconds = duration.groups()
+                        self.duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
                     if match:
                         self.timestamps[int(match.group(1))] = float(match.group(3))
                     elif line:
@@ -221,7 +231,25 @@ def _describe_failure(video: Path, returncode: int, stderr_text: str) -> str:
     else:
         reason = f"ffmpeg exited with status {returncode}"
         fix = "check that the file plays"
-    return f"cannot read video {video}: {reason}; {fix}. ffmpeg output:\n{stderr_text}"
+    message = f"cannot read video {video}: {reason}; {fix}."
+    return f"{message}\nffmpeg output:\n{stderr_text}" if stderr_text else message
+
+
+def _check_complete(video: Path, frames: int, fps: float, duration: float | None) -> None:
+    """Raise VideoReadError when the frames cover clearly less than the container's duration.
+
+    ffmpeg exits with status 0 on a file cut off inside its video data, after
+    decoding what is there, so a truncated recording would otherwise pass as a
+    short one.
+    """
+    if not duration or frames == 0:
+        return
+    covered = frames / fps
+    if duration - covered > max(TRUNCATION_SLACK_SECONDS, TRUNCATION_SLACK_FRACTION * duration):
+        raise VideoReadError(
+            f"cannot read video {video}: its frames stop after about {covered:.1f} s of the {duration:.1f} s "
+            "that the container declares, so the file is probably truncated; copy or export it again."
+        )
 
 
 def iter_frames(video: str | Path, fps: float, keep_dir: str | Path | None = None) -> Iterator[Frame]:
@@ -285,6 +313,7 @@ def iter_frames(video: str | Path, fps: float, keep_dir: str | Path | None = Non
             raise VideoReadError(f"cannot read video {video}: {stdout_reader.error}")
         if index == 0:
             log.warning("ffmpeg decoded no frames from %s", video)
+        _check_complete(video, index, fps, stderr_reader.duration)
         completed = True
     finally:
         stdout_reader.stop()
