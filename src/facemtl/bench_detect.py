@@ -1,7 +1,7 @@
 """Face detection benchmark on a dyadic data set: throughput and detection quality per backend.
 
 Run ``python -m facemtl.bench_detect --dyadic DIR --blazeface DIR``. It
-measures, with the default dyadic settings unless options say otherwise:
+measures, with the default dyadic settings unless options override them:
 
 - sampled frames per second (decode + detect + crop, model loading
   excluded) per backend over all recordings, and for the default backend over

@@ -170,10 +170,10 @@ def choose_cam_models(table: pd.DataFrame, checkpoints: Sequence[Path | str]) ->
 
     chosen: dict[str, Path] = {}
     rows = table[table["tasks"] == grouping]
-    wanted = [("baseline", rows[rows["architecture"] == "baseline"].head(1))]
+    candidates = [("baseline", rows[rows["architecture"] == "baseline"].head(1))]
     for architecture, name in SHARING.items():
-        wanted.append((f"best {name}", best_configurations(rows, (architecture,))))
-    for prefix, selected in wanted:
+        candidates.append((f"best {name}", best_configurations(rows, (architecture,))))
+    for prefix, selected in candidates:
         for row in selected.itertuples():
             path = next((path for run, path in runs if _is_run_of(run, row)), None)
             if path is not None:

@@ -460,7 +460,7 @@ def process_recording(
     LABEL_COLUMNS, with gender and ethnicity encoded as in facemtl.packed) and
     a QC dict (QC_COLUMNS). ``frame_index`` counts sampled frames. QC status is
     ``ok``, ``no_faces`` (no face ever assigned, not an error) or ``skipped``
-    (unreadable video with on_unreadable: skip; ``error`` holds the reason).
+    (unreadable video with on_unreadable: skip; ``error`` contains the reason).
     An unreadable video raises VideoReadError with on_unreadable: fail.
     """
     started = time.perf_counter()
@@ -590,7 +590,7 @@ def merge_recordings(
         images, labels = read_pack(images_path, labels_path)
         if images_list and images.shape[1:] != images_list[0].shape[1:]:
             raise ValueError(
-                f"{images_path} holds crops of shape {images.shape[1:]} but {images_paths[0]} holds "
+                f"crop shape mismatch: {images_path} contains crops of shape {images.shape[1:]} but {images_paths[0]} contains "
                 f"{images_list[0].shape[1:]}; rebuild all recordings with one image_size"
             )
         images_list.append(np.asarray(images))

@@ -15,7 +15,7 @@ def run_notebook(notebook: str | Path, output: str | Path, html: str | Path, par
 
     The kernel is the Python that runs this function (papermill's ``python3``
     kernel resolves to the current interpreter when ipykernel is installed), so the
-    notebook sees the same facemtl as the workflow. A failing cell raises
+    notebook imports the same facemtl as the workflow. A failing cell raises
     papermill's PapermillExecutionError; the partly executed notebook is still
     written to ``output`` for inspection.
     """

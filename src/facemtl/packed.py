@@ -1,7 +1,7 @@
 """Packed image sets: one uint8 array file plus a labels table.
 
-A pack is two files that belong together. ``images.npy`` holds an array of
-shape (N, H, W, 3), dtype uint8, RGB channel order. ``labels.csv`` holds N
+A pack is two files that belong together. ``images.npy`` contains an array of
+shape (N, H, W, 3), dtype uint8, RGB channel order. ``labels.csv`` contains N
 rows, and row i describes image i. Training and evaluation read packs, so no
 JPEG or video is decoded after the preparation stages.
 

@@ -404,9 +404,9 @@ def training_curves_figure(histories: Sequence[Path | str], table: pd.DataFrame 
     """Train (solid) and validation (dashed) total loss per epoch, one panel per grouping.
 
     With a results ``table``, each panel shows only the baseline's runs (gray)
-    and the runs of the grouping's best configuration by Δm (red), every seed
-    as its own pair of lines; see select_curve_histories. Without one, every
-    history is drawn. Histories without a loss column are skipped and counted
+    and the runs of the grouping's best configuration by Δm (red), as chosen by
+    select_curve_histories. Every seed gets its own pair of lines. Without a
+    table, every history is drawn. Histories without a loss column are skipped and counted
     in the figure's title. Epoch ticks are integers.
     """
     selected = select_curve_histories(table, histories)
@@ -584,10 +584,10 @@ def group_comparison(table: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
 def group_metrics_figure(comparison: pd.DataFrame) -> Figure:
     """Bar charts of each task's main metric within every gender and ethnicity group.
 
-    ``comparison`` is group_comparison's table. One row of panels per task
-    and one column per group column; per group, each grouping with the task
-    gets a hatched bar for its baseline and a solid bar for its best
-    configuration by Δm. Tick labels give the group's number of test images.
+    ``comparison`` is group_comparison's table. The figure has one row of
+    panels per task and one column per group column (gender, ethnicity). Within
+    each group, every grouping with the task gets a hatched bar for its baseline
+    and a solid bar for its best configuration by Δm. Tick labels give the group's number of test images.
     """
     if comparison.empty:
         return note_figure("no data: no per-group metrics of a baseline or best configuration", "Metrics per group")

@@ -94,8 +94,8 @@ def _validate(
                 f"invalid placement {placement!r} for {architecture}; allowed values: {', '.join(PLACEMENTS)}"
             )
         if not 1 <= depth <= blocks:
-            what = "shared blocks" if architecture == "hps" else "cross-stitch units"
-            raise ValueError(f"invalid depth {depth} for {architecture}: the number of {what} must be 1..{blocks}")
+            unit_name = "shared blocks" if architecture == "hps" else "cross-stitch units"
+            raise ValueError(f"invalid depth {depth} for {architecture}: the number of {unit_name} must be 1..{blocks}")
 
     if architecture == "cross_stitch":
         if len(tasks) < 2:

@@ -18,9 +18,9 @@ class HardSharingNet(nn.Module):
     Placement ``normal`` shares the first ``depth`` blocks: the shared block
     stack feeds one column per task (the remaining blocks), then each task's
     head. Placement ``backwards`` gives each task a column of the first
-    ``blocks - depth`` blocks, concatenates the T columns' outputs along the
-    channel axis (in task order), so the first shared block takes T times the
-    column's channels, and shares the last ``depth`` blocks. Every head then
+    ``blocks - depth`` blocks and shares the last ``depth`` blocks. The T
+    columns' outputs are concatenated along the channel axis (in task order),
+    so the first shared block takes T times the column's channels. Every head then
     reads the same shared features. With ``depth == blocks`` both placements
     are the same network, one shared stack under T heads.
     """
