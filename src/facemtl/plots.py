@@ -302,6 +302,8 @@ def delta_m_figure(table: pd.DataFrame, column: str = "delta_m") -> Figure:
     axes.set_ylim(-0.7, len(shared) - 0.3)
     axes.set_xlabel("Δm against the grouping's no-sharing baseline (%)")
     title = "Multitask gain Δm of every configuration"
+    if column.startswith("participant_"):
+        title += ", participant level"
     if missing:
         title += f" ({missing} without a baseline left out)"
     axes.set_title(title)
