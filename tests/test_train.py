@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -229,6 +230,21 @@ def test_resume_file_of_other_settings_ignored(pack, baseline_run, tmp_path, cap
         train(pack, tmp_path, make_settings())
     assert "ignoring and deleting resume file" in caplog.text
     pd.testing.assert_frame_equal(read_history(paths["history"]), read_history(baseline_run["history"]))
+
+
+def test_resume_hash_changes_with_rebuilt_pack(pack, tmp_path):
+    images = tmp_path / "images.npy"
+    images.write_bytes(pack["images"].read_bytes())
+    before = train_module._settings_hash(make_settings(), images, pack["labels"], None)
+
+    # The same bytes written again, as a rerun of the preparation step would, with a later modification time.
+    images.write_bytes(pack["images"].read_bytes())
+    stat = images.stat()
+    os.utime(images, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    after = train_module._settings_hash(make_settings(), images, pack["labels"], None)
+
+    assert before != after
+    assert after == train_module._settings_hash(make_settings(), images, pack["labels"], None)
 
 
 def test_cross_stitch_starts_from_baseline(pack, baseline_run, tmp_path):

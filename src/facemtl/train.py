@@ -249,7 +249,7 @@ def train_run(
             f"cross-stitch run {settings.get('grouping')!r} needs the checkpoint of the trained baseline "
             "of the same grouping, but none was given"
         )
-    settings_hash = _settings_hash(settings, labels, baseline)
+    settings_hash = _settings_hash(settings, images, labels, baseline)
 
     model = model_from_settings(settings, seed=seed)
     if isinstance(model, CrossStitchNet):
@@ -428,18 +428,22 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _settings_hash(settings: dict[str, Any], labels: Path, baseline: Path | None) -> str:
+def _settings_hash(settings: dict[str, Any], images: Path, labels: Path, baseline: Path | None) -> str:
     """Return a hash of everything that determines a run's results, to match a resume file to its run.
 
-    It covers the settings (without SCHEDULING_KEYS), the labels file and the
-    baseline checkpoint. The images file is covered by the image size and the
-    labels only, because hashing gigabytes would slow every job's start.
+    It covers the settings (without SCHEDULING_KEYS), the contents of the
+    labels file and the baseline checkpoint, and the size and modification
+    time of the images file. Hashing the images' gigabytes would slow every
+    job's start, and a rebuilt pack gets a new modification time, so a resume
+    file from before the rebuild is discarded.
     """
     relevant = copy.deepcopy(settings)
     for key in SCHEDULING_KEYS:
         relevant["training"].pop(key, None)
 
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode())
+    status = images.stat()
+    digest.update(f"{status.st_size}:{status.st_mtime_ns}".encode())
     digest.update(_file_digest(labels).encode())
     if baseline:
         digest.update(_file_digest(Path(baseline)).encode())
