@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from facemtl.models import build_model
 from facemtl.tasks import task_from_config
@@ -121,6 +122,35 @@ def measure_throughputs(trainings: list[tuple[Callable[[], None], int]], repeats
     return [count / seconds for (_, count), seconds in zip(trainings, best_seconds)]
 
 
+# Operator groups of the time breakdown. A group's time is the CPU total of its
+# top-level aten operators, which includes their child operators, such as the
+# oneDNN convolution under aten::convolution. The groups therefore do not overlap.
+BREAKDOWN_GROUPS = (
+    ("convolution forward", ("aten::convolution",)),
+    ("convolution backward", ("aten::convolution_backward",)),
+    ("max-pooling forward", ("aten::max_pool2d_with_indices",)),
+    ("max-pooling backward", ("aten::max_pool2d_with_indices_backward",)),
+)
+
+
+def time_breakdown(train: Callable[[], None]) -> list[tuple[str, float]]:
+    """Profile one call of ``train`` and return (operator group, share of the call's wall time) pairs.
+
+    The groups are BREAKDOWN_GROUPS, then ``everything else`` (ReLU, dense
+    layers, losses, optimizer step, input conversion). Shares are measured
+    under torch.profiler, whose own overhead slightly inflates the many small
+    operators of ``everything else``.
+    """
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        train()
+    wall_us = (time.perf_counter() - started) * 1e6
+    totals = {event.key: event.cpu_time_total for event in profiler.key_averages()}
+    shares = [(group, sum(totals.get(name, 0.0) for name in names) / wall_us) for group, names in BREAKDOWN_GROUPS]
+    shares.append(("everything else", max(0.0, 1.0 - sum(share for _, share in shares))))
+    return shares
+
+
 def cpu_model() -> str:
     """Return the CPU model name from /proc/cpuinfo, or platform's processor string elsewhere."""
     try:
@@ -139,10 +169,20 @@ def available_cores() -> int:
 
 
 def format_section(
-    results: list[dict], args: argparse.Namespace, device: torch.device, threads: int, load: float | None
+    results: list[dict],
+    args: argparse.Namespace,
+    device: torch.device,
+    threads: int,
+    load: float | None,
+    breakdowns: dict[str, list[tuple[str, float]]] | None = None,
 ) -> str:
-    """Return the Markdown section with the machine, the measured table and the grid projection."""
+    """Return the Markdown section with the machine, the measured table, the grid projection and the time breakdown.
+
+    ``breakdowns`` maps a precision to the time_breakdown of the baseline at the
+    first measured image size; without it the breakdown is left out.
+    """
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    batches = f"{args.batches} batch" if args.batches == 1 else f"{args.batches} batches"
     lines = [
         SECTION_TITLE,
         "",
@@ -150,7 +190,7 @@ def format_section(
         f"{cpu_model()}, {available_cores()} cores, torch {torch.__version__}, device {device} ({device_name}), "
         f"{threads} torch threads. Each model trains on the tasks age, gender and ethnicity with synthetic uint8 "
         f"images, batch {args.batch_size}, micro-batch {args.micro_batch} (0: none; CPU only), "
-        f"the fastest of {args.repeats} timings of {args.batches} batches after one warm-up batch. "
+        f"the fastest of {args.repeats} timings of {batches} after one warm-up batch. "
         "The rows of one image size were timed in turns. "
         "Validation is not included. The precision column is training.cpu_precision: fp32 trains in float32, "
         "bf16 runs the forward pass under CPU autocast to bfloat16 (on CUDA, training always uses bf16 autocast).",
@@ -203,6 +243,26 @@ def format_section(
                 f"At {size}x{size} in {precision}, with the mean time per image of the three architectures, "
                 f"the grid takes an estimated {hours:.0f} hours."
             )
+
+    if breakdowns:
+        size = args.sizes[0]
+        precisions = list(breakdowns)
+        lines += [
+            "",
+            "### Where the time goes",
+            "",
+            f"Share of the wall time of {batches} of the baseline at {size}x{size} per operator "
+            "group, measured with torch.profiler on the same device and threads. A group includes its child "
+            "operators, such as the zero-filled gradient buffer of max-pooling backward. Convolution and "
+            "max-pooling run as separate operators, so every block writes its full-resolution convolution output "
+            "to memory and max-pooling reads it back, in the forward and the backward pass.",
+            "",
+            "| operator group | " + " | ".join(precisions) + " |",
+            "| --- | " + " | ".join("---" for _ in precisions) + " |",
+        ]
+        for index, (group, _) in enumerate(breakdowns[precisions[0]]):
+            shares = " | ".join(f"{breakdowns[precision][index][1]:.0%}" for precision in precisions)
+            lines.append(f"| {group} | {shares} |")
     return "\n".join(lines) + "\n"
 
 
@@ -233,7 +293,8 @@ def main(argv: list[str] | None = None) -> None:
         "--precisions",
         nargs="+",
         choices=CPU_PRECISIONS,
-        default=list(CPU_PRECISIONS),
+        # auto resolves to one of the other two, so measuring it would repeat a row.
+        default=[precision for precision in CPU_PRECISIONS if precision != "auto"],
         help="CPU training precisions to measure (training.cpu_precision); ignored on CUDA, which uses bf16",
     )
     parser.add_argument("--threads", type=int, default=available_cores(), help="torch CPU threads")
@@ -242,6 +303,12 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         choices=["auto", "cpu", "cuda"],
         help="device to train on; auto takes CUDA when available",
+    )
+    parser.add_argument(
+        "--no-breakdown",
+        dest="breakdown",
+        action="store_false",
+        help="skip the profile of where the baseline's training time goes (measured on CPU only)",
     )
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"), help="Markdown file to update")
     args = parser.parse_args(argv)
@@ -289,7 +356,23 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
 
-    replace_section(args.output, format_section(results, args, device, args.threads, load))
+    breakdowns = {}
+    # CPU only: torch.profiler's CPU times of CUDA operators measure kernel launches, not kernels.
+    if args.breakdown and device.type == "cpu":
+        for precision in precisions:
+            train, _ = prepare_training(
+                "baseline", 0, "none", args.sizes[0], args.batch_size, args.batches, args.micro_batch, device, precision
+            )
+            breakdowns[precision] = time_breakdown(train)
+            log.info(
+                "baseline at %dx%d in %s: %s",
+                args.sizes[0],
+                args.sizes[0],
+                precision,
+                ", ".join(f"{group} {share:.0%}" for group, share in breakdowns[precision]),
+            )
+
+    replace_section(args.output, format_section(results, args, device, args.threads, load, breakdowns))
     log.info("wrote %s", args.output)
 
 

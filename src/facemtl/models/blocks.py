@@ -28,6 +28,10 @@ class ConvBlock(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
+        # NOTE: on CPU, max-pooling forward and backward take about 40 % of a
+        # bf16 training step at 200x200 (docs/benchmarks.md), because the
+        # convolution's full-resolution output goes through memory. A fused
+        # convolution and pooling kernel would avoid that round trip.
         super().__init__(
             nn.Conv2d(in_channels, out_channels, KERNEL_SIZE, padding=0),
             nn.MaxPool2d(POOL_SIZE, stride=POOL_SIZE),
